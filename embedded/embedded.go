@@ -97,6 +97,12 @@ type Config struct {
 	// connect. Server.Connect is always allowed.
 	Auth AuthFunc
 
+	// Cluster, when set, makes this server one node of a NATS cluster, with
+	// JetStream clustered across the nodes (a presence bucket can then have
+	// 3 replicas and survive the loss of any one node). nil is a standalone
+	// server.
+	Cluster *Cluster
+
 	// ConfigureOptions, when set, is applied last to the nats-server
 	// options Start built, before the server is created: the escape hatch
 	// for what Config does not cover (cluster name and routes, leaf nodes,
@@ -104,6 +110,22 @@ type Config struct {
 	// lock out Connect or move clients out of the JetStream-enabled global
 	// account; Start does not check them.
 	ConfigureOptions func(*server.Options)
+}
+
+// Cluster configures a node's part in a NATS cluster.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node. Required.
+	Name string
+	// Host is the interface the route listener binds to; "" means
+	// Config.Host.
+	Host string
+	// Port is the route port; 0 or -1 picks a random free port (read it back
+	// from Server.ClusterURL).
+	Port int
+	// Routes are the route URLs of other nodes
+	// ("nats-route://127.0.0.1:6222"). A node learns the rest of the
+	// cluster from any one of them; the first node may have none.
+	Routes []string
 }
 
 // Server is a running embedded nats-server. Its methods are safe for
@@ -201,6 +223,17 @@ func (cfg *Config) validate() error {
 	if cfg.MonitorPort < -1 || cfg.MonitorPort > 65535 {
 		return fmt.Errorf("%w: MonitorPort %d out of range [-1, 65535]", ErrInvalidConfig, cfg.MonitorPort)
 	}
+	if c := cfg.Cluster; c != nil {
+		if c.Name == "" {
+			return fmt.Errorf("%w: Cluster.Name is empty", ErrInvalidConfig)
+		}
+		if c.Port < -1 || c.Port > 65535 {
+			return fmt.Errorf("%w: Cluster.Port %d out of range [-1, 65535]", ErrInvalidConfig, c.Port)
+		}
+		if cfg.DontListen {
+			return fmt.Errorf("%w: a cluster node needs its listeners (DontListen is set)", ErrInvalidConfig)
+		}
+	}
 	if cfg.JetStreamMaxMemory < 0 {
 		return fmt.Errorf("%w: JetStreamMaxMemory %d is negative", ErrInvalidConfig, cfg.JetStreamMaxMemory)
 	}
@@ -248,6 +281,11 @@ func (s *Server) options(cfg Config) (*server.Options, error) {
 		}
 		s.token = token
 		opts.CustomClientAuthentication = &authenticator{fn: cfg.Auth, token: token, log: s.log}
+	}
+	if c := cfg.Cluster; c != nil {
+		if err := s.clusterOptions(opts, c); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ConfigureOptions != nil {
 		cfg.ConfigureOptions(opts)
