@@ -47,14 +47,62 @@ type Credentials struct {
 // without calling it.
 type AuthFunc func(Credentials) error
 
-// authenticator implements server.Authentication on top of an AuthFunc.
+// User is a client account of the embedded server (Config.Users).
+type User struct {
+	Name     string
+	Password string
+	// Permissions limits what the user may publish and subscribe to; nil
+	// means no limits. For the roles of Enslavism, convert the output of
+	// bus.Subjects.SlavePermissions or GatewayPermissions:
+	// embedded.Permissions(perms).
+	Permissions *Permissions
+}
+
+// Permissions limits what a client may publish and subscribe to (subjects
+// may hold wildcards), and whether it may publish to the reply subjects of
+// requests it received (one reply per request, within two minutes).
+type Permissions struct {
+	Publish        []string
+	Subscribe      []string
+	AllowResponses bool
+}
+
+// serverPermissions converts p for nats-server.
+func (p *Permissions) serverPermissions() *server.Permissions {
+	if p == nil {
+		return nil
+	}
+	sp := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: append([]string(nil), p.Publish...)},
+		Subscribe: &server.SubjectPermission{Allow: append([]string(nil), p.Subscribe...)},
+	}
+	if p.AllowResponses {
+		sp.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+	}
+	return sp
+}
+
+// authenticator implements server.Authentication: the internal token, then
+// the users, then the AuthFunc.
 type authenticator struct {
+	users map[string]User
 	fn    AuthFunc
 	token string // internal token of Server.Connect's in-process connections
 	log   *slog.Logger
 }
 
 var _ server.Authentication = (*authenticator)(nil)
+
+func newAuthenticator(cfg Config, token string, log *slog.Logger) *authenticator {
+	a := &authenticator{fn: cfg.Auth, token: token, log: log}
+	if len(cfg.Users) > 0 {
+		a.users = make(map[string]User, len(cfg.Users))
+		for _, u := range cfg.Users {
+			a.users[u.Name] = u
+		}
+	}
+	return a
+}
 
 // newInternalToken returns a random token for in-process connections.
 func newInternalToken() (string, error) {
@@ -81,6 +129,19 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	}
 	if a.isInternal(opts.Token, addr) {
 		return true
+	}
+	if u, ok := a.users[opts.Username]; ok {
+		if subtle.ConstantTimeCompare([]byte(opts.Password), []byte(u.Password)) != 1 {
+			a.log.Info("client refused", keyReason, "wrong password", keyRemote, addrString(addr), keyUser, opts.Username)
+			return false
+		}
+		c.RegisterUser(&server.User{Username: u.Name, Permissions: u.Permissions.serverPermissions()})
+		a.log.Debug("user allowed", keyRemote, addrString(addr), keyUser, u.Name)
+		return true
+	}
+	if a.fn == nil {
+		a.log.Info("client refused", keyReason, "unknown user", keyRemote, addrString(addr), keyUser, opts.Username)
+		return false
 	}
 	creds := Credentials{
 		User:       opts.Username,

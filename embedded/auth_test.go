@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -127,5 +128,61 @@ func TestAuth(t *testing.T) {
 	}
 	if !slices.Contains(reasons, "wrong user or password") || !slices.Contains(reasons, "no credentials") {
 		t.Errorf("refusal reasons %q miss the AuthFunc's error text", reasons)
+	}
+}
+
+// TestUsers checks Config.Users: the right password connects with the user's
+// permissions, a wrong one or an unknown user is refused, Connect still works.
+func TestUsers(t *testing.T) {
+	s := startServer(t, Config{Users: []User{
+		{Name: "limited", Password: "pw", Permissions: &Permissions{Publish: []string{"ok.>"}, Subscribe: []string{"_INBOX.>"}}},
+		{Name: "free", Password: "pw2"},
+	}})
+	for _, tc := range []struct {
+		user, pw string
+		ok       bool
+	}{
+		{"limited", "pw", true},
+		{"free", "pw2", true},
+		{"limited", "nope", false},
+		{"stranger", "pw", false},
+		{"", "", false},
+	} {
+		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(tc.user, tc.pw), nats.MaxReconnects(0))
+		if tc.ok != (err == nil) {
+			t.Errorf("user %q password %q: err %v, want ok=%v", tc.user, tc.pw, err, tc.ok)
+		}
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	denied := make(chan error, 1)
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("limited", "pw"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case denied <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.Publish("forbidden", nil)
+	_ = nc.Flush()
+	select {
+	case err := <-denied:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Errorf("got %v, want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("publish outside the user's permissions was not refused")
+	}
+	in, err := s.Connect()
+	if err != nil {
+		t.Fatal("Connect with Users set:", err)
+	}
+	in.Close()
+	if _, err := Start(t.Context(), Config{Users: []User{{Name: "x"}}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("user without password: %v, want ErrInvalidConfig", err)
 	}
 }

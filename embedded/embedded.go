@@ -103,6 +103,12 @@ type Config struct {
 	// server.
 	Cluster *Cluster
 
+	// Users are accounts checked before Auth: a client presenting one of
+	// these user names must present its password, and then gets its
+	// Permissions (nil: no limits). With Users set and Auth nil, any other
+	// client is refused. Server.Connect is always allowed.
+	Users []User
+
 	// ConfigureOptions, when set, is applied last to the nats-server
 	// options Start built, before the server is created: the escape hatch
 	// for what Config does not cover (cluster name and routes, leaf nodes,
@@ -223,6 +229,11 @@ func (cfg *Config) validate() error {
 	if cfg.MonitorPort < -1 || cfg.MonitorPort > 65535 {
 		return fmt.Errorf("%w: MonitorPort %d out of range [-1, 65535]", ErrInvalidConfig, cfg.MonitorPort)
 	}
+	for i, u := range cfg.Users {
+		if u.Name == "" || u.Password == "" {
+			return fmt.Errorf("%w: Users[%d] needs a name and a password", ErrInvalidConfig, i)
+		}
+	}
 	if c := cfg.Cluster; c != nil {
 		if c.Name == "" {
 			return fmt.Errorf("%w: Cluster.Name is empty", ErrInvalidConfig)
@@ -274,13 +285,13 @@ func (s *Server) options(cfg Config) (*server.Options, error) {
 		s.tmpDir = dir
 		opts.StoreDir = dir
 	}
-	if cfg.Auth != nil {
+	if cfg.Auth != nil || len(cfg.Users) > 0 {
 		token, err := newInternalToken()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrStart, err)
 		}
 		s.token = token
-		opts.CustomClientAuthentication = &authenticator{fn: cfg.Auth, token: token, log: s.log}
+		opts.CustomClientAuthentication = newAuthenticator(cfg, token, s.log)
 	}
 	if c := cfg.Cluster; c != nil {
 		if err := s.clusterOptions(opts, c); err != nil {
