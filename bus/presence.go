@@ -187,7 +187,7 @@ func (p *Presence) Register(ctx context.Context, info SlaveInfo, opts RegisterOp
 	if err != nil {
 		return nil, err
 	}
-	rev, err := p.kv.Create(ctx, info.ID, value)
+	rev, err := p.create(ctx, info.ID, value)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("%w: %s", ErrDuplicateID, info.ID)
 	}
@@ -208,6 +208,42 @@ func (p *Presence) Register(ctx context.Context, info SlaveInfo, opts RegisterOp
 	}
 	go r.heartbeat(opts.OnRestored)
 	return r, nil
+}
+
+// create runs kv.Create so that a registration abandoned by ctx leaves no
+// key behind: the write, once sent, may be stored although its
+// acknowledgement is never read. The write gets its own deadline; when ctx
+// ends first, create returns ctx's error at once and a goroutine (bounded by
+// that deadline) deletes the key if the write succeeded after all.
+func (p *Presence) create(ctx context.Context, key string, value []byte) (uint64, error) {
+	type result struct {
+		rev uint64
+		err error
+	}
+	done := make(chan result, 1)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(p.ttl, 5*time.Second))
+	go func() {
+		defer cancel()
+		rev, err := p.kv.Create(wctx, key, value)
+		done <- result{rev, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rev, r.err
+	case <-ctx.Done():
+		go func() {
+			r := <-done
+			if r.err != nil {
+				return
+			}
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.kv.Delete(dctx, key, jetstream.LastRevision(r.rev)); err == nil {
+				p.log.Info("removed the presence key of an abandoned registration", "slave", key)
+			}
+		}()
+		return 0, ctx.Err()
+	}
 }
 
 // ID returns the registered slave ID.

@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,4 +224,42 @@ func TestWatchSnapshotOf50(t *testing.T) {
 		t.Fatalf("List: %d slaves, %v", len(list), err)
 	}
 	noEvent(t, w, 1500*time.Millisecond)
+}
+
+// TestRegisterFailureLeavesNoOrphan cancels Register at once, over and over:
+// whatever the server stored of a failed registration must not stay listed.
+func TestRegisterFailureLeavesNoOrphan(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	_, js := connect(t, s)
+	p, err := bus.OpenPresence(ctx, js, bus.PresenceConfig{TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(i*20)*time.Microsecond)
+		reg, err := p.Register(cctx, bus.SlaveInfo{ID: fmt.Sprintf("o%d", i)}, bus.RegisterOptions{})
+		cancel()
+		if err == nil {
+			if err := reg.Deregister(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// With a 30 s TTL, a leftover key would still be listed; abandoned
+	// writes are cleaned up in the background, within moments.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		list, err := p.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d orphan keys listed after failed registrations: %v", len(list), list)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
