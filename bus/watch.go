@@ -17,7 +17,7 @@ type EventKind int
 // The kinds of presence events.
 const (
 	SlaveAdded   EventKind = iota + 1 // a slave appeared
-	SlaveUpdated                      // a slave's presence value changed (its userData)
+	SlaveUpdated                      // a slave's presence value changed (userData, load, region)
 	SlaveRemoved                      // a slave left: deregistered, or its key expired
 )
 
@@ -58,8 +58,9 @@ type WatchOptions struct {
 // marker) and a deleted one are both SlaveRemoved.
 //
 // Events are sent from the watcher's own goroutine, in order per slave. A
-// slow consumer never blocks the watcher and never loses a change: while the
-// channel is full, changes of the same slave are merged, and the consumer
+// consumer that keeps up receives every change. A slow consumer never blocks
+// the watcher and never loses a change: while the channel is full, changes
+// of the same slave are merged, and the consumer
 // later receives for each slave the difference between what it last received
 // and the current value (an add and a remove in between cancel out). Memory
 // stays bounded by the number of slaves.
@@ -245,6 +246,14 @@ func (w *Watcher) run(ctx context.Context) {
 		var out chan<- Event
 		next, ok := w.peek()
 		if ok {
+			// Deliver before reading more: changes are merged only while
+			// the consumer is behind by a whole buffer.
+			select {
+			case w.events <- next:
+				w.commit(next)
+				continue
+			default:
+			}
 			out = w.events
 		}
 		var updates <-chan jetstream.KeyValueEntry
@@ -380,7 +389,15 @@ func (w *Watcher) pop() {
 }
 
 func sameInfo(a, b SlaveInfo) bool {
-	return a.ID == b.ID && a.StartedAt.Equal(b.StartedAt) && string(a.UserData) == string(b.UserData)
+	return a.ID == b.ID && a.StartedAt.Equal(b.StartedAt) && string(a.UserData) == string(b.UserData) &&
+		a.Region == b.Region && sameLoad(a.Load, b.Load)
+}
+
+func sameLoad(a, b *Load) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func sortedInfos(m map[string]watchEntry) []SlaveInfo {

@@ -294,7 +294,8 @@ func TestShutdown(t *testing.T) {
 		s := startSlave(t, nc, slave.Config{
 			Handler: slave.HandlerFunc(func(ctx context.Context, c *slave.Client) {
 				chs := make(chan *webrtc.DataChannel, 1)
-				c.OnDataChannel(func(dc *webrtc.DataChannel) { chs <- dc })
+				// Wait until the channel is open: a send before that fails.
+				c.OnDataChannel(func(dc *webrtc.DataChannel) { dc.OnOpen(func() { chs <- dc }) })
 				var ch *webrtc.DataChannel
 				select {
 				case ch = <-chs:
