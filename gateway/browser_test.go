@@ -4,156 +4,50 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/enslavism/enslavism/internal/browsertest"
 	"github.com/enslavism/enslavism/slave"
 )
 
-// findChromium returns the path of a Chromium or Chrome binary. Without one
-// the test is skipped, or fails when the CI environment variable is set.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("headless Chromium not found (CI is set, so this fails instead of skipping); install it with: apt-get install -y chromium")
-	}
-	t.Skip("headless Chromium not found; install it with: apt-get install -y chromium")
-	return ""
-}
-
-// browser is one headless Chromium tab on a test page.
+// browser is a headless Chromium tab (internal/browsertest) on a test page
+// that records the MasterConnection's events.
 type browser struct {
-	t   *testing.T
-	ctx context.Context
-
-	mu   sync.Mutex
-	logs []string // console output and exceptions of the page
+	*browsertest.Browser
+	t *testing.T
 }
 
-// newBrowser starts headless Chromium with the flags of FIELD-NOTES.md (no
-// sandbox, loopback WebRTC, nothing sent off the machine) and opens url.
-// The test's cleanup stops it.
 func newBrowser(t *testing.T, url string) *browser {
 	t.Helper()
-	path := findChromium(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	b := &browser{t: t, ctx: ctx}
-	if err := chromedp.Listen(ctx, b.onEvent); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	runCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(runCtx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("navigating to %s: %v", url, err)
-	}
-	return b
-}
-
-func (b *browser) onEvent(ev any) {
-	var line string
-	switch ev := ev.(type) {
-	case *runtime.EventConsoleAPICalled:
-		parts := make([]string, len(ev.Args))
-		for i, a := range ev.Args {
-			parts[i] = string(a.Value)
-			if a.Value == nil {
-				parts[i] = a.Description
-			}
-		}
-		line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " "))
-	case *runtime.EventExceptionThrown:
-		line = "exception: " + ev.ExceptionDetails.Text
-		if ev.ExceptionDetails.Exception != nil {
-			line += " " + ev.ExceptionDetails.Exception.Description
-		}
-	default:
-		return
-	}
-	b.mu.Lock()
-	b.logs = append(b.logs, line)
-	b.mu.Unlock()
+	return &browser{Browser: browsertest.New(t, url), t: t}
 }
 
 // dumpLogs logs the page's console when the test failed.
 func (b *browser) dumpLogs() {
-	if !b.t.Failed() {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, l := range b.logs {
-		b.t.Log("page " + l)
+	if b.t.Failed() {
+		b.DumpLogs()
 	}
 }
 
 // eval evaluates expr in the page, awaiting a promise, within timeout.
 func eval[T any](b *browser, timeout time.Duration, expr string) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, timeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		b.dumpLogsNow()
-		b.t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
+	b.Use(b.t)
+	return browsertest.Eval[T](b.Browser, timeout, expr)
 }
 
 // poll waits until expr is truthy in the page.
 func (b *browser) poll(timeout time.Duration, what, expr string) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, timeout+time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(20*time.Millisecond)))
-	if err != nil {
-		b.dumpLogsNow()
-		got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`JSON.stringify({slaves: slaveIDs(), events})`))
+	if err := b.Poll(timeout, expr); err != nil {
+		b.DumpLogs()
+		got, _ := chromedp.Run(b.Context(), chromedp.Evaluate[string](`JSON.stringify({slaves: slaveIDs(), events})`))
 		b.t.Fatalf("waiting for %s (%s): %v; page state: %s", what, expr, err, got)
 	}
-}
-
-func (b *browser) dumpLogsNow() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, l := range b.logs {
-		b.t.Log("page " + l)
-	}
-	b.logs = nil
 }
 
 // testPage loads the classic script like the original's users did and
