@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,15 +20,17 @@ import (
 // env is what every scenario measures against: an embedded NATS server
 // over TCP, a gateway, an echo slave, and the direct signaling baseline.
 type env struct {
-	log       *slog.Logger
-	ns        *embedded.Server
-	gwNC      *nats.Conn
-	slaveNC   *nats.Conn
-	gw        *gateway.Gateway
-	echo      *slave.Slave
-	gwURL     string // ws://…/enslavism/clients
-	directURL string
-	servers   []*http.Server
+	log        *slog.Logger
+	ns         *embedded.Server
+	gwNC       *nats.Conn
+	slaveNC    *nats.Conn
+	gw         *gateway.Gateway
+	echo       *slave.Slave
+	gwURL      string // ws://…/enslavism/clients
+	directURL  string
+	gwAddr     string // host:port of the gateway's HTTP server
+	directAddr string
+	servers    []*http.Server
 }
 
 // echoHandler echoes every message on every channel.
@@ -77,18 +78,23 @@ func newEnv(ctx context.Context, log *slog.Logger) (e *env, err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/enslavism/", e.gw)
-	if e.gwURL, err = e.serve(mux); err != nil {
+	mux.HandleFunc("/bench.html", servePage)
+	if e.gwAddr, err = e.serve(mux); err != nil {
 		return e, err
 	}
 	dmux := http.NewServeMux()
 	dmux.Handle("/enslavism/clients", directsignal.Handler(directsignal.API()))
-	if e.directURL, err = e.serve(dmux); err != nil {
+	dmux.HandleFunc("/enslavism/client.js", serveLibrary)
+	dmux.HandleFunc("/bench.html", servePage)
+	if e.directAddr, err = e.serve(dmux); err != nil {
 		return e, err
 	}
+	e.gwURL = "ws://" + e.gwAddr + "/enslavism/clients"
+	e.directURL = "ws://" + e.directAddr + "/enslavism/clients"
 	return e, nil
 }
 
-// serve serves h on 127.0.0.1 and returns its WebSocket URL.
+// serve serves h on 127.0.0.1 and returns its address.
 func (e *env) serve(h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,7 +107,7 @@ func (e *env) serve(h http.Handler) (string, error) {
 			e.log.Error("serve", "err", err)
 		}
 	}()
-	return fmt.Sprintf("ws://%s/enslavism/clients", ln.Addr()), nil
+	return ln.Addr().String(), nil
 }
 
 func (e *env) close() {

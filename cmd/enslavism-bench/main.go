@@ -5,6 +5,9 @@
 //     DataChannel through gateway + NATS + slave, vs the same client and
 //     the same pion settings with signaling answered directly (no gateway,
 //     no NATS), interleaved;
+//   - chromium: the browser library's connect() in headless Chromium (when
+//     installed) through gateway + NATS vs a direct signaling page served
+//     by the bench itself;
 //   - rtt: DataChannel echo round trip and throughput through the slave
 //     library vs raw pion;
 //   - presence: slave start → seen by a browser at 1, 100 (and 1000)
@@ -67,7 +70,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enslavism-bench", flag.ContinueOnError)
 	short := fs.Bool("short", false, "a quick run (< 60 s) for regression checks by ratio")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
-	only := fs.String("only", "", "run one scenario: connect, rtt or presence")
+	only := fs.String("only", "", "run one scenario: connect, chromium, rtt or presence")
 	verbose := fs.Bool("v", false, "log what happens")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,6 +93,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fn   func(context.Context, *env, bool) ([]Result, error)
 	}{
 		{"connect", benchConnect},
+		{"chromium", benchChromium},
 		{"rtt", benchRTT},
 		{"presence", benchPresence},
 	}
