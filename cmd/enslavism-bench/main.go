@@ -11,7 +11,9 @@
 //   - rtt: DataChannel echo round trip and throughput through the slave
 //     library vs raw pion;
 //   - presence: slave start → seen by a browser at 1, 100 (and 1000)
-//     slaves; crash → removal; graceful stop → removal.
+//     slaves; crash → removal; graceful stop → removal;
+//   - capacity: many concurrent peers on one slave (a child process):
+//     setups per second, the slave's RSS per peer.
 //
 // Everything runs in this process on 127.0.0.1. -short finishes in well
 // under a minute, for CI-style regression checks by ratio.
@@ -37,6 +39,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) == 3 && os.Args[1] == childSlaveFlag {
+		if err := runChildSlave(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "enslavism-bench child slave: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "enslavism-bench: %v\n", err)
 		os.Exit(1)
@@ -70,7 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enslavism-bench", flag.ContinueOnError)
 	short := fs.Bool("short", false, "a quick run (< 60 s) for regression checks by ratio")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
-	only := fs.String("only", "", "run one scenario: connect, chromium, rtt or presence")
+	only := fs.String("only", "", "run one scenario: connect, chromium, rtt, presence or capacity")
 	verbose := fs.Bool("v", false, "log what happens")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -96,6 +105,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		{"chromium", benchChromium},
 		{"rtt", benchRTT},
 		{"presence", benchPresence},
+		{"capacity", benchCapacity},
 	}
 	for _, s := range scenarios {
 		if *only != "" && *only != s.name {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -50,10 +51,11 @@ type Slave struct {
 
 // Client is one browser's WebSocket to a gateway.
 type Client struct {
-	ws     *websocket.Conn
-	frames chan Frame
-	done   chan struct{}
-	err    error
+	ws      *websocket.Conn
+	frames  chan Frame
+	dropped atomic.Int64
+	done    chan struct{}
+	err     error
 
 	// Hello and Slaves are the gateway's first two frames.
 	Hello  Frame
@@ -74,7 +76,7 @@ func Dial(ctx context.Context, dialer *websocket.Dialer, url string, header http
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{ws: ws, frames: make(chan Frame, 256), done: make(chan struct{}), sessions: map[string]chan Frame{}}
+	c := &Client{ws: ws, frames: make(chan Frame, frameBuffer), done: make(chan struct{}), sessions: map[string]chan Frame{}}
 	go c.read()
 	for _, want := range []string{"hello", "slaves"} {
 		f, err := c.Next(ctx)
@@ -116,9 +118,23 @@ func (c *Client) read() {
 			}
 			continue
 		}
-		c.frames <- f
+		// Never block the reader: session frames must get through even
+		// when nobody reads the list events.
+		select {
+		case c.frames <- f:
+		default:
+			c.dropped.Add(1)
+		}
 	}
 }
+
+// frameBuffer is how many frames not addressed to a session wait for Next;
+// beyond it they are dropped (see Dropped).
+const frameBuffer = 1 << 16
+
+// Dropped returns how many frames were dropped because Next was not called
+// fast enough.
+func (c *Client) Dropped() int64 { return c.dropped.Load() }
 
 // Next returns the next frame not addressed to a session of Connect.
 func (c *Client) Next(ctx context.Context) (Frame, error) {
