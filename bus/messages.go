@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Size limits of the contract. A message over its limit is refused with an
@@ -199,7 +201,7 @@ func DecodeCancel(data []byte) (Cancel, error) {
 }
 
 // SlaveInfo is the presence value of a slave, stored under its ID in the
-// presence bucket and sent to browsers (id and userData).
+// presence bucket and sent to browsers (id, userData, load, region).
 type SlaveInfo struct {
 	ID string `json:"id"`
 	// UserData is the slave's public JSON value, visible to every browser
@@ -207,6 +209,53 @@ type SlaveInfo struct {
 	UserData json.RawMessage `json:"userData"`
 	// StartedAt is when the slave registered.
 	StartedAt time.Time `json:"startedAt"`
+	// Load is how busy the slave is, maintained by the slave library;
+	// nil when the slave does not publish it.
+	Load *Load `json:"load,omitempty"`
+	// Region is where the slave runs (see [ValidateRegion]); empty when
+	// unknown.
+	Region string `json:"region,omitempty"`
+}
+
+// Load is a slave's load as published in its presence value:
+// {"clients":N,"max":M,"accepting":bool}, max omitted when unlimited.
+type Load struct {
+	// Clients is the number of connected clients.
+	Clients int `json:"clients"`
+	// Max is the slave's client limit; 0 (omitted) means unlimited.
+	Max int `json:"max,omitempty"`
+	// Accepting is false while the slave refuses new clients (full, or
+	// shutting down).
+	Accepting bool `json:"accepting"`
+}
+
+// MaxRegionLen is the longest region name, in bytes.
+const MaxRegionLen = 64
+
+// ValidateRegion checks a region name: at most MaxRegionLen bytes of
+// printable UTF-8 (letters, digits, punctuation, symbols, spaces). Empty is
+// valid (no region).
+func ValidateRegion(region string) error {
+	if len(region) > MaxRegionLen {
+		return fmt.Errorf("%w: region of %d bytes, at most %d", ErrTooLarge, len(region), MaxRegionLen)
+	}
+	if !utf8.ValidString(region) {
+		return fmt.Errorf("%w: region is not valid UTF-8", ErrMalformed)
+	}
+	for _, r := range region {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: region %q has a non-printable character", ErrMalformed, region)
+		}
+	}
+	return nil
+}
+
+// Validate checks a load: no negative count.
+func (l *Load) Validate() error {
+	if l.Clients < 0 || l.Max < 0 {
+		return fmt.Errorf("%w: load with a negative count", ErrMalformed)
+	}
+	return nil
 }
 
 // Validate implements Message.
@@ -216,6 +265,14 @@ func (m *SlaveInfo) Validate() error {
 	}
 	if y := m.StartedAt.Year(); y < 0 || y > 9999 {
 		return fmt.Errorf("%w: startedAt year %d", ErrMalformed, y)
+	}
+	if m.Load != nil {
+		if err := m.Load.Validate(); err != nil {
+			return err
+		}
+	}
+	if err := ValidateRegion(m.Region); err != nil {
+		return err
 	}
 	return checkJSON("userData", m.UserData, MaxUserDataSize, true)
 }

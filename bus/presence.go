@@ -265,13 +265,32 @@ func (r *Registration) SetUserData(ctx context.Context, userData json.RawMessage
 	if len(userData) == 0 {
 		userData = json.RawMessage("null")
 	}
+	userData = append(json.RawMessage(nil), userData...)
+	return r.update(ctx, func(info *SlaveInfo) { info.UserData = userData })
+}
+
+// SetLoad replaces the slave's load (nil removes it) and publishes it at
+// once when it changed: watchers see one update; setting the load it
+// already has writes nothing. The heartbeat keeps re-putting the current
+// value. Errors are those of [Registration.SetUserData].
+func (r *Registration) SetLoad(ctx context.Context, load *Load) error {
+	if load != nil {
+		l := *load
+		load = &l
+	}
+	return r.update(ctx, func(info *SlaveInfo) { info.Load = load })
+}
+
+// update applies change to a copy of the presence value and writes it when
+// its encoding differs from the current one.
+func (r *Registration) update(ctx context.Context, change func(*SlaveInfo)) error {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
 		return ErrClosed
 	}
 	info := r.info
-	info.UserData = append(json.RawMessage(nil), userData...)
+	change(&info)
 	value, err := Encode(&info)
 	if err != nil {
 		r.mu.Unlock()

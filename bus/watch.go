@@ -17,7 +17,7 @@ type EventKind int
 // The kinds of presence events.
 const (
 	SlaveAdded   EventKind = iota + 1 // a slave appeared
-	SlaveUpdated                      // a slave's presence value changed (its userData)
+	SlaveUpdated                      // a slave's presence value changed (userData, load, region)
 	SlaveRemoved                      // a slave left: deregistered, or its key expired
 )
 
@@ -389,7 +389,15 @@ func (w *Watcher) pop() {
 }
 
 func sameInfo(a, b SlaveInfo) bool {
-	return a.ID == b.ID && a.StartedAt.Equal(b.StartedAt) && string(a.UserData) == string(b.UserData)
+	return a.ID == b.ID && a.StartedAt.Equal(b.StartedAt) && string(a.UserData) == string(b.UserData) &&
+		a.Region == b.Region && sameLoad(a.Load, b.Load)
+}
+
+func sameLoad(a, b *Load) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func sortedInfos(m map[string]watchEntry) []SlaveInfo {

@@ -49,6 +49,12 @@ type Config struct {
 	// empty list (fine on a LAN or when slaves have public addresses).
 	ICEServers []ICEServer
 
+	// Region says where the gateway runs; it is sent to browsers in
+	// hello.region (MasterConnection.region), so that a page can prefer
+	// the slaves of the same region (SlaveConnection.region). At most 64
+	// bytes of printable UTF-8; empty sends none.
+	Region string
+
 	// ClientAuth, when set, decides whether a browser may connect, from its
 	// upgrade request (cookies, headers, query parameters: the original's
 	// clientauth). It returns the browser's identity, marshalled to JSON
@@ -178,6 +184,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.Subjects = subjects
 	if cfg.Presence.Subjects == (bus.Subjects{}) {
 		cfg.Presence.Subjects = subjects
+	}
+	if err := bus.ValidateRegion(cfg.Region); err != nil {
+		return cfg, fmt.Errorf("%w: Region: %v", ErrInvalidConfig, err)
 	}
 	for i, s := range cfg.ICEServers {
 		if len(s.URLs) == 0 {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"slices"
 	"time"
 
@@ -32,25 +31,26 @@ func (g *Gateway) fanOut() {
 }
 
 // apply records a presence event in the list and broadcasts it when it is a
-// real change for browsers (a new startedAt with the same userData is not).
+// real change for browsers (a new startedAt with the same userData, load and
+// region is not).
 func (g *Gateway) apply(ev bus.Event) {
 	id := ev.Slave.ID
-	userData := userDataOrNull(ev.Slave.UserData)
+	sj := slaveFromInfo(ev.Slave)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old, listed := g.slaves[id]
 	var frame []byte
 	switch ev.Kind {
 	case bus.SlaveAdded, bus.SlaveUpdated:
-		if listed && bytes.Equal(old, userData) {
+		if listed && old.equal(sj) {
 			return
 		}
 		typ := TypeSlaveAdded
 		if listed {
 			typ = TypeSlaveUpdated
 		}
-		g.slaves[id] = userData
-		frame = encodeFrame(slaveMsg{Type: typ, Slave: slaveJSON{ID: id, UserData: userData}})
+		g.slaves[id] = sj
+		frame = encodeFrame(slaveMsg{Type: typ, Slave: sj})
 	case bus.SlaveRemoved:
 		if !listed {
 			return
@@ -79,7 +79,7 @@ func (g *Gateway) snapshotLocked() []byte {
 		slices.Sort(ids)
 		list := make([]slaveJSON, len(ids))
 		for i, id := range ids {
-			list[i] = slaveJSON{ID: id, UserData: g.slaves[id]}
+			list[i] = g.slaves[id]
 		}
 		g.snapshot = encodeFrame(slavesMsg{Type: TypeSlaves, Slaves: list})
 	}

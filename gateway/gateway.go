@@ -32,7 +32,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -82,8 +81,8 @@ type Gateway struct {
 
 	mu       sync.Mutex // guards what follows; taken before conn.mu
 	conns    map[*conn]struct{}
-	slaves   map[string]json.RawMessage // slave ID → userData
-	snapshot []byte                     // cached "slaves" frame; nil after a change
+	slaves   map[string]slaveJSON // slave ID → what browsers know of it
+	snapshot []byte               // cached "slaves" frame; nil after a change
 	closing  bool
 
 	sessMu   sync.Mutex
@@ -155,7 +154,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		log:      cfg.Logger.With("gateway", cfg.ID),
 		subjects: cfg.Subjects,
 		conns:    map[*conn]struct{}{},
-		slaves:   map[string]json.RawMessage{},
+		slaves:   map[string]slaveJSON{},
 		sessions: map[string]*session{},
 		stop:     make(chan struct{}),
 		shutDone: make(chan struct{}),
@@ -178,7 +177,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if iceServers == nil {
 		iceServers = []ICEServer{}
 	}
-	g.hello = encodeFrame(helloMsg{Type: TypeHello, Version: ProtocolVersion, Gateway: cfg.ID, ICEServers: iceServers})
+	g.hello = encodeFrame(helloMsg{Type: TypeHello, Version: ProtocolVersion, Gateway: cfg.ID, ICEServers: iceServers, Region: cfg.Region})
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -204,7 +203,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	}
 	g.stopWatch = stopWatch
 	for _, s := range g.watcher.Snapshot() {
-		g.slaves[s.ID] = userDataOrNull(s.UserData)
+		g.slaves[s.ID] = slaveFromInfo(s)
 	}
 
 	if err := g.subscribe(ctx); err != nil {

@@ -19,10 +19,10 @@ const ProtocolVersion = 1
 //
 // Gateway → browser:
 //
-//	hello        {version, gateway, iceServers}
-//	slaves       {slaves: [{id, userData}]}   the full list, right after hello
-//	slaveadded   {slave: {id, userData}}
-//	slaveupdated {slave: {id, userData}}
+//	hello        {version, gateway, iceServers, region?}
+//	slaves       {slaves: [slave]}   the full list, right after hello
+//	slaveadded   {slave}
+//	slaveupdated {slave}             userData, load or region changed
 //	slaveremoved {id}
 //	answer       {session, sdp}
 //	rejected     {session, reason}
@@ -34,6 +34,9 @@ const ProtocolVersion = 1
 //	offer  {session, slave, sdp}
 //	ice    {session, candidate}
 //	cancel {session}
+//
+// where slave is {id, userData, load?, region?} and load is {clients, max?,
+// accepting} (see bus.Load).
 const (
 	TypeHello        = "hello"
 	TypeSlaves       = "slaves"
@@ -175,6 +178,21 @@ func (e *protocolError) Unwrap() error { return e.err }
 type slaveJSON struct {
 	ID       string          `json:"id"`
 	UserData json.RawMessage `json:"userData"`
+	Load     *bus.Load       `json:"load,omitempty"`
+	Region   string          `json:"region,omitempty"`
+}
+
+// slaveFromInfo is what browsers are told about a slave.
+func slaveFromInfo(info bus.SlaveInfo) slaveJSON {
+	return slaveJSON{ID: info.ID, UserData: userDataOrNull(info.UserData), Load: info.Load, Region: info.Region}
+}
+
+// equal reports whether browsers would see no difference between a and b.
+func (a slaveJSON) equal(b slaveJSON) bool {
+	if a.ID != b.ID || a.Region != b.Region || !bytes.Equal(a.UserData, b.UserData) || (a.Load == nil) != (b.Load == nil) {
+		return false
+	}
+	return a.Load == nil || *a.Load == *b.Load
 }
 
 type helloMsg struct {
@@ -182,6 +200,7 @@ type helloMsg struct {
 	Version    int         `json:"version"`
 	Gateway    string      `json:"gateway"`
 	ICEServers []ICEServer `json:"iceServers"`
+	Region     string      `json:"region,omitempty"`
 }
 
 type slavesMsg struct {

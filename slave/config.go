@@ -35,6 +35,12 @@ type Config struct {
 	// [Slave.SetUserData].
 	UserData any
 
+	// Region says where the slave runs ("eu-west", "Frankfurt"...): it is
+	// published with its presence and browsers see it as
+	// SlaveConnection.region, e.g. to prefer the slaves of their gateway's
+	// region. At most 64 bytes of printable UTF-8; empty means none.
+	Region string
+
 	// Subjects gives the subject prefix (and so the presence bucket name).
 	// The zero value is the default prefix "enslavism".
 	Subjects bus.Subjects
@@ -46,7 +52,7 @@ type Config struct {
 
 	// MaxClients caps the number of clients, connected or being set up.
 	// When it is reached, offers are rejected with the reason "full".
-	// 0 means no limit.
+	// 0 means no limit. It is published as the "max" of the slave's load.
 	MaxClients int
 
 	// MaxPending caps the sessions being set up (offer received, peer not
@@ -237,6 +243,9 @@ func (cfg *Config) normalize() (json.RawMessage, error) {
 	}
 	if err := bus.ValidateID(cfg.ID); err != nil {
 		return nil, fmt.Errorf("%w: ID: %w", ErrInvalidConfig, err)
+	}
+	if err := bus.ValidateRegion(cfg.Region); err != nil {
+		return nil, fmt.Errorf("%w: Region: %w", ErrInvalidConfig, err)
 	}
 	subj, err := bus.NewSubjects(cfg.Subjects.Prefix)
 	if err != nil {

@@ -49,6 +49,17 @@
 // <session>.ice" as they are gathered (trickle), after the answer, ending
 // with {"candidate": null}.
 //
+// # Load and region
+//
+// The slave's presence value carries its load, which the library keeps
+// itself: {"clients": connected clients, "max": MaxClients (omitted when
+// unlimited), "accepting": false while full}. It is written only when it
+// changes, one write at a time (a burst of connections is coalesced into
+// the latest value), so browsers get one slaveupdated per change and none
+// from heartbeats; Shutdown and Close remove the slave at once instead of
+// publishing accepting=false. Config.Region, when set, is published too.
+// See [Slave.Load].
+//
 // # The control channel
 //
 // Every peer connection carries one pre-negotiated DataChannel, label

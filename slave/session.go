@@ -354,6 +354,7 @@ func (ss *session) connected() {
 	ss.state = stateConnected
 	s.pending--
 	s.connected++
+	s.loadChangedLocked()
 	s.mu.Unlock()
 	ss.timer.Stop()
 	s.clientsChanged()
@@ -447,6 +448,7 @@ func (ss *session) closeWith(cause error, onlyPending bool, errp *error) bool {
 	} else {
 		s.connected--
 	}
+	s.loadChangedLocked()
 	s.mu.Unlock()
 
 	ss.cancel(cause)

@@ -37,6 +37,7 @@ const (
 	closeDeregisterTimeout = 2 * time.Second
 	startFlushTimeout      = 10 * time.Second
 	shutdownPollInterval   = 20 * time.Millisecond
+	loadWriteTimeout       = 2 * time.Second
 )
 
 // Slave is a running slave: it is listed in every browser's slave list and
@@ -57,6 +58,8 @@ type Slave struct {
 	notify  chan struct{} // OnClientsChange wake-up, capacity 1
 	quit    chan struct{} // closed by Close: the notifier ends
 	notDone chan struct{} // closed when the notifier has ended
+	loadCh  chan struct{} // load publisher wake-up, capacity 1
+	loadEnd chan struct{} // closed when the load publisher has ended
 
 	mu        sync.Mutex
 	sessions  map[string]*session
@@ -105,6 +108,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Slave, error) {
 		notify:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		notDone:  make(chan struct{}),
+		loadCh:   make(chan struct{}, 1),
+		loadEnd:  make(chan struct{}),
 		sessions: make(map[string]*session),
 		orphans:  make(map[string]*orphan),
 	}
@@ -121,6 +126,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Slave, error) {
 		}
 		return nil, err
 	}
+	go s.loadPublisher()
 	if s.cfg.OnClientsChange != nil {
 		go s.notifier()
 	} else {
@@ -168,7 +174,8 @@ func (s *Slave) start(ctx context.Context, userData []byte) error {
 	if err := s.nc.FlushWithContext(fctx); err != nil {
 		return fmt.Errorf("slave: subscribe %s: %w", wildcard, err)
 	}
-	s.reg, err = presence.Register(ctx, bus.SlaveInfo{ID: s.id, UserData: userData}, bus.RegisterOptions{
+	load := s.Load()
+	s.reg, err = presence.Register(ctx, bus.SlaveInfo{ID: s.id, UserData: userData, Load: &load, Region: s.cfg.Region}, bus.RegisterOptions{
 		OnLost: func(err error) {
 			s.log.Error("another slave took this slave's ID; browsers may reach either", logKeyErr, err)
 		},
@@ -346,6 +353,7 @@ func (s *Slave) close() error {
 	s.wg.Wait()
 	close(s.quit)
 	<-s.notDone
+	<-s.loadEnd
 	var errMux error
 	if s.mux != nil {
 		errMux = s.mux.Close()
@@ -409,6 +417,58 @@ func (s *Slave) goTracked(f func()) bool {
 		f()
 	}()
 	return true
+}
+
+// Load returns the slave's current load, as its presence publishes it:
+// connected clients, MaxClients, and whether it accepts new clients (not
+// while full or shutting down).
+func (s *Slave) Load() bus.Load {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadLocked()
+}
+
+func (s *Slave) loadLocked() bus.Load {
+	full := s.cfg.MaxClients > 0 && len(s.sessions) >= s.cfg.MaxClients
+	return bus.Load{Clients: s.connected, Max: s.cfg.MaxClients, Accepting: !s.stopping && !full}
+}
+
+// loadChangedLocked wakes the load publisher up; s.mu is held (it only
+// touches a channel).
+func (s *Slave) loadChangedLocked() {
+	select {
+	case s.loadCh <- struct{}{}:
+	default:
+	}
+}
+
+// loadPublisher writes the slave's load into its presence value when it
+// changed, one write at a time: changes arriving during a write are
+// coalesced into the next one, and an unchanged load writes nothing (the
+// registration compares the encoded values). A failed write is not
+// retried: the registration keeps the value and its next heartbeat
+// publishes it.
+func (s *Slave) loadPublisher() {
+	defer close(s.loadEnd)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.loadCh:
+		}
+		if s.isStopping() {
+			// Shutdown and Close deregister at once: browsers see the
+			// slave leave, which says more than accepting=false.
+			continue
+		}
+		load := s.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), loadWriteTimeout)
+		err := s.reg.SetLoad(ctx, &load)
+		cancel()
+		if err != nil && !errors.Is(err, bus.ErrClosed) {
+			s.log.Debug("load not published yet; the next heartbeat will", logKeyErr, err)
+		}
+	}
 }
 
 // clientsChanged wakes the notifier up.
@@ -519,6 +579,7 @@ func (s *Slave) handleOffer(m *nats.Msg) {
 	ss := newSession(s, &req, log)
 	s.sessions[req.Session] = ss
 	s.pending++
+	s.loadChangedLocked()
 	if o := s.orphans[req.Session]; o != nil {
 		ss.remoteQ, ss.nRemote = o.cands, len(o.cands)
 		delete(s.orphans, req.Session)

@@ -60,6 +60,28 @@ export interface MasterConnectionOptions {
 	maxReconnectDelay?: number;
 	/** Merged into every RTCPeerConnection's configuration (after the gateway's iceServers). */
 	rtcConfiguration?: RTCConfiguration | null;
+	/** Milliseconds: how long ping() waits for the answer once connected. Default 5000. */
+	pingTimeout?: number;
+}
+
+/** A slave's load, as its presence publishes it. */
+export interface SlaveLoad {
+	/** Connected clients. */
+	readonly clients: number;
+	/** The slave's client limit, or null when unlimited. */
+	readonly max: number | null;
+	/** False while the slave refuses new clients (full, or shutting down). */
+	readonly accepting: boolean;
+}
+
+/** Options of MasterConnection.pickSlave; every field is optional. */
+export interface PickSlaveOptions {
+	/** Keeps only the slaves for which it returns true, e.g. sc => sc.region === master.region. */
+	filter?: (slaveCo: SlaveConnection) => boolean;
+	/** 'load' (default): the least loaded, at once. 'ping': the lowest round-trip time among the probed. */
+	by?: 'load' | 'ping';
+	/** With by 'ping': how many of the least loaded candidates to ping in parallel. Default 3. */
+	probe?: number;
 }
 
 /** What a MasterConnection's close listener receives. */
@@ -77,7 +99,7 @@ export interface MasterCloseInfo {
 export interface MasterConnectionEventMap {
 	/** A slave appeared; fired for every slave of the first list too. */
 	slaveadded: SlaveConnection;
-	/** A slave's userData changed. */
+	/** A slave's userData, load or region changed. */
 	slaveupdated: SlaveConnection;
 	/** A slave left the list; its connection and channels were closed. */
 	slaveremoved: SlaveConnection;
@@ -119,6 +141,8 @@ export declare class MasterConnection {
 	readonly url: string;
 	/** The ID of the gateway that said hello last, or null. */
 	readonly gateway: string | null;
+	/** The region of that gateway (hello.region), or null when it has none. */
+	readonly region: string | null;
 	/** The ICE servers the gateway sent; used for every RTCPeerConnection. */
 	readonly iceServers: RTCIceServer[];
 	/** True between the open and close events. */
@@ -134,6 +158,13 @@ export declare class MasterConnection {
 	): void;
 	/** Closes the gateway connection for good and every SlaveConnection. */
 	close(): void;
+	/**
+	 * Chooses a slave among those that pass filter and do not refuse clients (load.accepting false):
+	 * by 'load', the lowest clients/max, then fewest clients; by 'ping', the lowest ping() among the
+	 * probe least loaded, closing the connections opened only to probe. Resolves with null when no
+	 * slave is a candidate; rejects with an EnslavismError when every probe failed.
+	 */
+	pickSlave(options?: PickSlaveOptions): Promise<SlaveConnection | null>;
 }
 
 /** One listed slave and, once connecting, the peer connection to it. */
@@ -144,6 +175,10 @@ export declare class SlaveConnection {
 	readonly id: string;
 	/** The slave's public data (any JSON value); updated on slaveupdated. */
 	readonly userData: unknown;
+	/** The slave's load, or null when it publishes none; updated on slaveupdated. */
+	readonly load: SlaveLoad | null;
+	/** Where the slave runs (its Config.Region), or null; updated on slaveupdated. */
+	readonly region: string | null;
 	/** new, connecting, connected, or removed (the slave left the list). */
 	readonly state: 'new' | 'connecting' | 'connected' | 'removed';
 	/** The peer connection to the slave, or null. */
@@ -152,6 +187,11 @@ export declare class SlaveConnection {
 	connect(): Promise<void>;
 	/** Closes the peer connection and its channels; connect() may be called again. */
 	close(): void;
+	/**
+	 * Resolves with the round-trip time in milliseconds over the control channel, connecting first
+	 * if needed (an open connection is reused and left open); rejects with an EnslavismError.
+	 */
+	ping(): Promise<number>;
 	/**
 	 * Resolves with an open RTCDataChannel on this slave's peer connection, connecting first if
 	 * needed; rejects with an EnslavismError. Channels share one peer connection.

@@ -65,6 +65,7 @@ const DEFAULT_OPTIONS = Object.freeze({
 	minReconnectDelay: 250, // ms, first delay after a lost gateway connection
 	maxReconnectDelay: 30000, // ms, cap of the exponential backoff
 	rtcConfiguration: null, // merged into RTCPeerConnection's configuration
+	pingTimeout: 5000, // ms, bounds a ping() once the connection is up
 });
 
 // EnslavismError is the Error every Promise of this library rejects with; its
@@ -166,13 +167,41 @@ function validSlave(s) {
 	return s !== null && typeof s === 'object' && typeof s.id === 'string' && s.id !== '';
 }
 
+// slaveLoad returns the load of a slave message ({clients, max, accepting},
+// max null when unlimited), or null when absent or malformed.
+function slaveLoad(info) {
+	const l = info.load;
+	if (l === null || typeof l !== 'object' || !Number.isFinite(l.clients)) return null;
+	return Object.freeze({
+		clients: l.clients,
+		max: Number.isFinite(l.max) && l.max > 0 ? l.max : null,
+		accepting: l.accepting !== false,
+	});
+}
+
+// loadRank orders slaves for pickSlave: by clients/max (0 when unlimited),
+// then by clients; slaves that publish no load come last.
+function loadRank(sc) {
+	const l = sc.load;
+	if (!l) return [Infinity, Infinity];
+	return [l.max ? l.clients / l.max : 0, l.clients];
+}
+
+function byLoad(a, b) {
+	const ra = loadRank(a);
+	const rb = loadRank(b);
+	if (ra[0] !== rb[0]) return ra[0] < rb[0] ? -1 : 1;
+	if (ra[1] !== rb[1]) return ra[1] < rb[1] ? -1 : 1;
+	return 0;
+}
+
 // MasterConnection is the connection to the gateway (the original's master):
 // it keeps .slaves in sync, relays signaling for the SlaveConnections and
 // reconnects by itself with exponential backoff and jitter.
 //
 // Events (the listener receives the value shown):
 //   slaveadded   SlaveConnection  a slave appeared (also once per slave of the first list)
-//   slaveupdated SlaveConnection  its userData changed
+//   slaveupdated SlaveConnection  its userData, load or region changed
 //   slaveremoved SlaveConnection  it left; its connection has been closed
 //   open         MasterConnection the gateway said hello and its list was applied
 //   close        {code, reason, wasClean, reconnecting, delay} the WebSocket closed
@@ -186,6 +215,7 @@ class MasterConnection extends Emitter {
 		this.options = Object.assign({}, DEFAULT_OPTIONS, options || {});
 		this.slaves = [];
 		this.gateway = null;
+		this.region = null;
 		this.iceServers = [];
 		this._byID = new Map(); // slave id -> SlaveConnection
 		this._sessions = new Map(); // session -> SlaveConnection
@@ -311,6 +341,7 @@ class MasterConnection extends Emitter {
 		switch (m.type) {
 		case MessageType.HELLO:
 			this.gateway = typeof m.gateway === 'string' ? m.gateway : null;
+			this.region = typeof m.region === 'string' && m.region !== '' ? m.region : null;
 			this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
 			return;
 		case MessageType.SLAVES:
@@ -358,14 +389,13 @@ class MasterConnection extends Emitter {
 		for (const info of list) {
 			if (!validSlave(info) || seen.has(info.id)) continue;
 			seen.add(info.id);
-			const userData = info.userData === undefined ? null : info.userData;
 			let sc = this._byID.get(info.id);
 			if (!sc) {
-				sc = new SlaveConnection(this, info.id, userData);
+				sc = new SlaveConnection(this, info.id, null);
+				sc._setInfo(info);
 				this._byID.set(info.id, sc);
 				added.push(sc);
-			} else if (!sameJSON(sc.userData, userData)) {
-				sc.userData = userData;
+			} else if (sc._setInfo(info)) {
 				updated.push(sc);
 			}
 			next.push(sc);
@@ -382,17 +412,72 @@ class MasterConnection extends Emitter {
 	}
 
 	_upsert(info) {
-		const userData = info.userData === undefined ? null : info.userData;
 		const sc = this._byID.get(info.id);
 		if (!sc) {
-			const fresh = new SlaveConnection(this, info.id, userData);
+			const fresh = new SlaveConnection(this, info.id, null);
+			fresh._setInfo(info);
 			this._byID.set(info.id, fresh);
 			this.slaves.push(fresh);
 			this._emit('slaveadded', fresh);
-		} else if (!sameJSON(sc.userData, userData)) {
-			sc.userData = userData;
+		} else if (sc._setInfo(info)) {
 			this._emit('slaveupdated', sc);
 		}
+	}
+
+	// pickSlave chooses a slave to join. Candidates are the listed slaves
+	// that pass options.filter (a function of the SlaveConnection, e.g.
+	// sc => sc.region === master.region) and do not say they refuse clients
+	// (load.accepting false). by 'load' (the default) resolves at once with
+	// the least loaded: lowest clients/max (0 when unlimited), then fewest
+	// clients, slaves without load last. by 'ping' pings the probe (default
+	// 3) least loaded candidates in parallel and resolves with the one of
+	// the lowest round-trip time; the connections opened only to probe are
+	// closed afterwards (those already open are kept). It resolves with null
+	// when no slave is a candidate, and rejects with an EnslavismError when
+	// every probe failed.
+	pickSlave(options) {
+		const o = options || {};
+		const by = o.by === undefined ? 'load' : o.by;
+		if (by !== 'load' && by !== 'ping') {
+			return Promise.reject(new TypeError('pickSlave: by must be "load" or "ping"'));
+		}
+		if (o.filter !== undefined && typeof o.filter !== 'function') {
+			return Promise.reject(new TypeError('pickSlave: filter must be a function'));
+		}
+		let candidates;
+		try {
+			candidates = this.slaves.filter(sc => sc.state !== 'removed' && !(sc.load && !sc.load.accepting) && (!o.filter || o.filter(sc)));
+		} catch (e) {
+			return Promise.reject(e);
+		}
+		candidates.sort(byLoad); // stable: ties keep the list's order
+		if (candidates.length === 0) return Promise.resolve(null);
+		if (by === 'load') return Promise.resolve(candidates[0]);
+		const k = Math.max(1, Math.floor(Number.isFinite(o.probe) ? o.probe : 3));
+		const probed = candidates.slice(0, k).map(sc => {
+			const wasUsed = sc.state !== 'new';
+			const p = sc.ping();
+			return { sc, p, attempt: wasUsed ? null : sc._c };
+		});
+		return Promise.allSettled(probed.map(x => x.p)).then(results => {
+			let best = null;
+			let bestRTT = Infinity;
+			let lastErr = null;
+			results.forEach((r, i) => {
+				const x = probed[i];
+				if (x.attempt && x.sc._c === x.attempt && x.attempt.channels.size === 0 && x.attempt.waiters.size === 0) {
+					x.sc.close(); // opened only to probe, and nobody started using it meanwhile
+				}
+				if (r.status === 'fulfilled' && r.value < bestRTT) {
+					best = x.sc;
+					bestRTT = r.value;
+				} else if (r.status === 'rejected') {
+					lastErr = r.reason;
+				}
+			});
+			if (best) return best;
+			throw lastErr instanceof EnslavismError ? lastErr : new EnslavismError(ErrorCode.UNAVAILABLE, 'no slave answered the ping');
+		});
 	}
 
 	_remove(id) {
@@ -419,9 +504,71 @@ class SlaveConnection extends Emitter {
 		super();
 		this.master = master;
 		this.id = id;
-		this.userData = userData;
+		this.userData = userData === undefined ? null : userData;
+		this.load = null; // {clients, max, accepting} or null, see _setInfo
+		this.region = null;
 		this._c = null; // the current attempt, see connect()
 		this._removed = false;
+		this._pingSeq = 0;
+	}
+
+	// _setInfo applies a slave message of the gateway ({id, userData, load,
+	// region}) and reports whether anything changed.
+	_setInfo(info) {
+		const userData = info.userData === undefined ? null : info.userData;
+		const load = slaveLoad(info);
+		const region = typeof info.region === 'string' && info.region !== '' ? info.region : null;
+		const changed = !sameJSON(this.userData, userData) || !sameJSON(this.load, load) || this.region !== region;
+		this.userData = userData;
+		this.load = load;
+		this.region = region;
+		return changed;
+	}
+
+	// ping resolves with the round-trip time to the slave in milliseconds,
+	// measured over the connection's control channel (connecting first if
+	// needed; an open connection is reused and stays open). It rejects with
+	// an EnslavismError when connecting fails, the connection closes, or no
+	// answer comes within the pingTimeout option (the slave answers at most
+	// 10 pings a second per connection and drops the rest).
+	ping() {
+		return this.connect().then(() => new Promise((resolve, reject) => {
+			const c = this._c;
+			if (!c || c.done || !c.control || c.control.readyState !== 'open') {
+				reject(new EnslavismError(ErrorCode.CLOSED, 'the connection to slave ' + this.id + ' closed'));
+				return;
+			}
+			const t = ++this._pingSeq;
+			const p = { start: 0, resolve, reject, timer: null };
+			p.timer = setTimeout(() => {
+				if (c.pings.delete(t)) reject(new EnslavismError(ErrorCode.TIMEOUT, 'slave ' + this.id + ' did not answer the ping in time'));
+			}, this.master.options.pingTimeout);
+			c.pings.set(t, p);
+			p.start = performance.now();
+			try {
+				c.control.send(JSON.stringify({ type: 'ping', t }));
+			} catch (e) {
+				c.pings.delete(t);
+				clearTimeout(p.timer);
+				reject(new EnslavismError(ErrorCode.CLOSED, 'ping: ' + e.message));
+			}
+		}));
+	}
+
+	_onControl(c, data) {
+		if (typeof data !== 'string') return;
+		let m;
+		try {
+			m = JSON.parse(data);
+		} catch (e) {
+			return;
+		}
+		if (m === null || typeof m !== 'object' || m.type !== 'pong') return;
+		const p = c.pings.get(m.t);
+		if (!p) return;
+		c.pings.delete(m.t);
+		clearTimeout(p.timer);
+		p.resolve(Math.max(performance.now() - p.start, 0.001));
 	}
 
 	// state is 'new' (not connecting), 'connecting', 'connected', or
@@ -461,6 +608,7 @@ class SlaveConnection extends Emitter {
 			localQueue: [],
 			channels: new Set(),
 			waiters: new Set(), // pending createDataChannel calls
+			pings: new Map(), // ping t -> pending ping()
 			timer: null,
 		};
 		c.promise = new Promise((resolve, reject) => {
@@ -552,7 +700,7 @@ class SlaveConnection extends Emitter {
 		c.control = control;
 		control.onopen = () => this._connected(c);
 		control.onclose = () => this._end(c, new EnslavismError(ErrorCode.CLOSED, 'the connection to slave ' + this.id + ' closed'), false);
-		control.onmessage = () => { /* pong and future control messages */ };
+		control.onmessage = ev => this._onControl(c, ev.data);
 		pc.onicecandidate = ev => {
 			const cand = ev.candidate ? ev.candidate.toJSON() : null;
 			if (c.offerSent) this.master._send({ type: MessageType.ICE, session: c.session, candidate: cand });
@@ -639,6 +787,11 @@ class SlaveConnection extends Emitter {
 		this.master._sessions.delete(c.session);
 		if (cancel && c.offerSent && !c.connected) this.master._send({ type: MessageType.CANCEL, session: c.session });
 		for (const w of Array.from(c.waiters)) w.reject(err);
+		for (const p of c.pings.values()) {
+			clearTimeout(p.timer);
+			p.reject(err);
+		}
+		c.pings.clear();
 		for (const dc of c.channels) {
 			try { dc.close(); } catch (e) { /* ignore */ }
 		}

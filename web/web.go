@@ -41,6 +41,18 @@
 // peer connection and its channels (and sends cancel while still
 // signaling); connect() works again afterwards.
 //
+// # Server browser: load, region, ping
+//
+// Every SlaveConnection has load ({clients, max, accepting}, max null when
+// unlimited; null when the slave publishes none) and region (a string or
+// null), updated with slaveupdated; MasterConnection.region is the
+// gateway's. slaveCo.ping() resolves with the round-trip time in ms over
+// the control channel (connecting if needed, reusing an open connection).
+// master.pickSlave({filter, by: 'load' | 'ping', probe}) picks among the
+// slaves that pass filter and accept clients: by load, the lowest
+// clients/max (then fewest clients); by ping, the fastest of the probe
+// least loaded, closing the connections it opened only to probe.
+//
 // # Reconnection and resync
 //
 // When the gateway WebSocket closes, MasterConnection reconnects by itself

@@ -30,6 +30,7 @@ type options struct {
 	logJSON      bool
 	prefix       string
 	gatewayID    string
+	region       string
 	presenceTTL  time.Duration
 	replicas     int
 	iceServers   []gateway.ICEServer
@@ -71,6 +72,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON instead of text")
 	fs.StringVar(&o.prefix, "prefix", bus.DefaultPrefix, "NATS subject prefix shared by gateways and slaves")
 	fs.StringVar(&o.gatewayID, "gateway-id", "", "this gateway's ID on NATS (default: random)")
+	fs.StringVar(&o.region, "region", "", "region of this gateway and its demo slaves, sent to browsers (hello.region, each slave's region)")
 	fs.DurationVar(&o.presenceTTL, "presence-ttl", bus.DefaultTTL, "presence TTL used when creating the bucket: a crashed slave leaves every list within it")
 	fs.IntVar(&o.replicas, "replicas", 1, "replicas of the presence bucket when creating it (3 on a 3-node cluster)")
 	fs.StringVar(&iceServers, "ice-servers", "", "STUN/TURN URLs handed to browsers, comma-separated (e.g. stun:stun.example.com:3478,turn:turn.example.com:3478)")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enslavism/enslavism/slave"
@@ -47,6 +48,10 @@ type demoUserData struct {
 type room struct {
 	name string
 	log  *slog.Logger
+
+	// stopping is the slave's Stopping channel (set once it started):
+	// players are let go when the demo shuts down.
+	stopping atomic.Pointer[<-chan struct{}]
 
 	mu      sync.Mutex
 	players map[*slave.Client]*player
@@ -115,7 +120,15 @@ func (r *room) ServeClient(ctx context.Context, c *slave.Client) {
 			})
 		}
 	})
-	<-ctx.Done()
+	var stopping <-chan struct{}
+	if p := r.stopping.Load(); p != nil {
+		stopping = *p
+	}
+	select {
+	case <-ctx.Done():
+	case <-stopping:
+		r.broadcastChat("", r.name+" is shutting down")
+	}
 }
 
 // run broadcasts the dots until ctx ends.

@@ -66,4 +66,12 @@ func TestDemoPage(t *testing.T) {
 	// Leaving frees the slot.
 	b.Do(10*time.Second, chromedp.Click(`#servers tbody tr[data-slave-id="demo-1"] .join`))
 	wait("the player count back to 0/8", `document.querySelector('#servers tbody tr[data-slave-id="demo-1"] .count').textContent === '0/8'`)
+
+	// Pick best: pings the least loaded rooms and joins the fastest.
+	b.Do(10*time.Second, chromedp.Click(`#pick-best`))
+	wait("joined the picked room", `document.querySelector('#pick-status').textContent.startsWith('picked ') &&
+		[...document.querySelectorAll('#servers tbody tr .join')].some(b => b.textContent === 'Leave')`)
+	wait("its latency from ping()", `[...document.querySelectorAll('#servers tbody tr')].some(tr => /\d ms$/.test(tr.querySelector('.latency').textContent))`)
+	browsertest.Eval[bool](b, 5*time.Second, `([...document.querySelectorAll('#servers tbody tr .join')].find(b => b.textContent === 'Leave').click(), true)`)
+	wait("left the room", `[...document.querySelectorAll('#servers tbody tr .count')].every(c => c.textContent === '0/8')`)
 }

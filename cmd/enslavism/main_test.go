@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
+
+	"github.com/enslavism/enslavism/internal/browserclient"
 )
 
 func TestMain(m *testing.M) {
@@ -266,5 +269,51 @@ func TestREADMECommands(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the binary did not exit after SIGTERM")
+	}
+}
+
+// TestShutdownWithPlayers stops the binary while a player is in a demo
+// room: the room lets the player go (and says so on the chat) and the
+// graceful stop succeeds within the drain timeout.
+func TestShutdownWithPlayers(t *testing.T) {
+	base, stop := startRun(t, "-addr", "127.0.0.1:0", "-nats-addr", "127.0.0.1:0", "-demo", "1", "-log-level", "error", "-drain-timeout", "8s")
+	ctx := t.Context()
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/enslavism/clients"
+	c, err := browserclient.Dial(ctx, nil, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	p, err := c.Connect(cctx, browserclient.LoopbackAPI(), "demo-1", browserclient.Channel{Label: "chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got := make(chan string, 16)
+	p.Channels[0].OnMessage(func(m webrtc.DataChannelMessage) {
+		select {
+		case got <- string(m.Data):
+		default:
+		}
+	})
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("stop with a player in a room: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stop took %v with a player in a room", took)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case m := <-got:
+			if strings.Contains(m, "shutting down") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the player was not told that the room shuts down")
+		}
 	}
 }

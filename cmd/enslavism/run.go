@@ -95,6 +95,7 @@ func start(ctx context.Context, o *options, stderr io.Writer) (a *app, err error
 
 	gwCfg := gateway.Config{
 		ID:             o.gatewayID,
+		Region:         o.region,
 		Subjects:       subjects,
 		Presence:       bus.PresenceConfig{Subjects: subjects, TTL: o.presenceTTL, Replicas: o.replicas, FileStorage: o.store != ""},
 		ICEServers:     o.iceServers,
@@ -228,6 +229,7 @@ func (a *app) startDemoSlave(ctx, bgCtx context.Context, i int, subjects bus.Sub
 		Subjects:   subjects,
 		Presence:   bus.PresenceConfig{TTL: a.opts.presenceTTL, Replicas: a.opts.replicas, FileStorage: a.opts.store != ""},
 		MaxClients: demoCapacity,
+		Region:     a.opts.region,
 		Handler:    r,
 		OnClientsChange: func(s *slave.Slave, n int) {
 			uctx, cancel := context.WithTimeout(bgCtx, 5*time.Second)
@@ -245,6 +247,7 @@ func (a *app) startDemoSlave(ctx, bgCtx context.Context, i int, subjects bus.Sub
 	if err != nil {
 		return err
 	}
+	r.stopping.Store(new(s.Stopping()))
 	a.slaves = append(a.slaves, s)
 	a.bg.Add(1)
 	go func() {

@@ -1,10 +1,12 @@
-// The Enslavism demo page: a live server list, and in a room a chat over a
-// reliable channel and shared dots over an unordered, unreliable one.
+// The Enslavism demo page: a live server list (load bars from each slave's
+// published load, the joined room's ping over the control channel, a "Pick
+// best" button), and in a room a chat over a reliable channel and shared dots
+// over an unordered, unreliable one.
 'use strict';
 
 const master = new MasterConnection(); // the gateway of this page's host
 const rows = new Map(); // slave id -> {tr, slaveCo, rtt}
-let room = null; // {slaveCo, chat, dots, ping, timer, dots: []}
+let room = null; // {slaveCo, chat, dots, timer, dotsState: []}
 
 const $ = (sel) => document.querySelector(sel);
 const statusEl = $('#gateway-status');
@@ -31,19 +33,26 @@ master.addEventListener('slaveremoved', (slaveCo) => {
 	$('#no-servers').hidden = rows.size > 0;
 });
 
+// info is what a row shows: the load the slave publishes itself
+// (slaveCo.load), or else the players/capacity of its userData.
 function info(slaveCo) {
 	const d = slaveCo.userData && typeof slaveCo.userData === 'object' ? slaveCo.userData : {};
+	const load = slaveCo.load;
 	return {
 		name: typeof d.name === 'string' ? d.name : slaveCo.id,
-		players: Number.isFinite(d.players) ? d.players : (Number.isFinite(d.clients) ? d.clients : null),
-		capacity: Number.isFinite(d.capacity) ? d.capacity : null,
+		players: load ? load.clients
+			: Number.isFinite(d.players) ? d.players : (Number.isFinite(d.clients) ? d.clients : null),
+		capacity: load ? load.max : Number.isFinite(d.capacity) ? d.capacity : null,
+		accepting: load ? load.accepting : true,
+		region: slaveCo.region,
 	};
 }
 
 function addRow(slaveCo) {
 	const tr = document.createElement('tr');
 	tr.dataset.slaveId = slaveCo.id;
-	tr.innerHTML = '<td class="name"></td><td><span class="load"><span></span></span><span class="count"></span></td>' +
+	tr.innerHTML = '<td><span class="name"></span> <span class="region"></span></td>' +
+		'<td><span class="load"><span></span></span><span class="count"></span></td>' +
 		'<td class="latency">—</td><td><button class="join">Join</button></td>';
 	tr.querySelector('.join').addEventListener('click', () => {
 		if (room && room.slaveCo === slaveCo) leave();
@@ -59,13 +68,17 @@ function addRow(slaveCo) {
 function updateRow(slaveCo) {
 	const row = rows.get(slaveCo.id);
 	if (!row) return;
-	const { name, players, capacity } = info(slaveCo);
+	const { name, players, capacity, accepting, region } = info(slaveCo);
 	row.tr.querySelector('.name').textContent = name;
+	const regionEl = row.tr.querySelector('.region');
+	regionEl.textContent = region || '';
+	regionEl.classList.toggle('here', !!region && region === master.region);
 	const load = row.tr.querySelector('.load');
 	const frac = players !== null && capacity ? Math.min(1, players / capacity) : 0;
 	load.firstChild.style.width = `${Math.round(frac * 100)}%`;
-	load.classList.toggle('full', frac >= 1);
+	load.classList.toggle('full', frac >= 1 || !accepting);
 	load.hidden = capacity === null;
+	load.title = capacity === null ? '' : `${players} of ${capacity} players${accepting ? '' : ' (not accepting)'}`;
 	row.tr.querySelector('.count').textContent =
 		players === null ? '' : capacity === null ? `${players}` : `${players}/${capacity}`;
 	row.tr.querySelector('.latency').textContent = row.rtt === null ? '—' : `${row.rtt.toFixed(1)} ms`;
@@ -84,13 +97,12 @@ async function join(slaveCo) {
 	$('#chat-log').textContent = '';
 	updateRow(slaveCo);
 	try {
-		const [chat, dots, ping] = await Promise.all([
+		const [chat, dots] = await Promise.all([
 			slaveCo.createDataChannel('chat'),
 			slaveCo.createDataChannel('dots', { ordered: false, maxRetransmits: 0 }),
-			slaveCo.createDataChannel('ping', { ordered: false, maxRetransmits: 0 }),
 		]);
 		if (room !== r) return;
-		Object.assign(r, { chat, dots, ping, ready: true });
+		Object.assign(r, { chat, dots, ready: true });
 		chat.addEventListener('message', (e) => {
 			let m;
 			try { m = JSON.parse(e.data); } catch { return; }
@@ -100,15 +112,17 @@ async function join(slaveCo) {
 		dots.addEventListener('message', (e) => {
 			try { r.dotsState = JSON.parse(e.data).dots || []; } catch { /* ignore */ }
 		});
-		ping.addEventListener('message', (e) => {
-			const rtt = performance.now() - Number(e.data);
-			const row = rows.get(slaveCo.id);
-			if (row && Number.isFinite(rtt)) {
+		// The latency column: ping() over the connection's control channel,
+		// once a second, smoothed.
+		const probe = () => {
+			if (room !== r) return;
+			slaveCo.ping().then((rtt) => {
+				const row = rows.get(slaveCo.id);
+				if (room !== r || !row) return;
 				row.rtt = row.rtt === null ? rtt : row.rtt * 0.7 + rtt * 0.3;
 				updateRow(slaveCo);
-			}
-		});
-		const probe = () => { if (ping.readyState === 'open') ping.send(String(performance.now())); };
+			}, () => { /* a lost probe: the next one will tell */ });
+		};
 		probe();
 		r.timer = setInterval(probe, 1000);
 		slaveCo.addEventListener('close', () => { if (room === r) leave('disconnected'); }, { once: true });
@@ -152,6 +166,30 @@ function appendLog(el) {
 	while (log.childElementCount > 200) log.firstElementChild.remove();
 	log.scrollTop = log.scrollHeight;
 }
+
+// Pick best: among the servers of the gateway's region (all of them when
+// the gateway or the servers have none) that accept players, ping the three
+// least loaded and join the fastest.
+$('#pick-best').addEventListener('click', async () => {
+	const btn = $('#pick-best');
+	const out = $('#pick-status');
+	btn.disabled = true;
+	out.textContent = 'pinging the least loaded servers…';
+	try {
+		const sameRegion = (sc) => !master.region || !sc.region || sc.region === master.region;
+		const best = await master.pickSlave({ by: 'ping', probe: 3, filter: sameRegion });
+		if (!best) {
+			out.textContent = 'no server accepts players right now';
+		} else {
+			out.textContent = `picked ${info(best).name}`;
+			if (!room || room.slaveCo !== best) join(best);
+		}
+	} catch (err) {
+		out.textContent = `could not pick: ${err.message}`;
+	} finally {
+		btn.disabled = false;
+	}
+});
 
 $('#chat-form').addEventListener('submit', (e) => {
 	e.preventDefault();
