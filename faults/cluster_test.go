@@ -20,10 +20,11 @@ import (
 	"github.com/enslavism/enslavism/slave"
 )
 
-// clusterTTL is the presence TTL of the cluster test: short enough to see
-// expiries quickly, long enough (6 heartbeats at TTL/3) that a JetStream
-// leader election after a node loss does not let a live slave's key expire.
-const clusterTTL = 2 * time.Second
+// clusterTTL is the presence TTL of the cluster test: the product's default
+// (3 s, a heartbeat every second), long enough that a JetStream leader
+// election after a node loss does not let a live slave's key expire. With
+// 2 s the test saw a false removal once on a loaded 2-core machine.
+const clusterTTL = bus.DefaultTTL
 
 // echoHandler echoes every message on every channel.
 var echoHandler = slave.HandlerFunc(func(ctx context.Context, c *slave.Client) {
