@@ -149,12 +149,15 @@ type Registration struct {
 	log    *slog.Logger
 	onLost func(error)
 
-	mu    sync.Mutex // guards info, value, rev, ended
+	mu    sync.Mutex // guards info, value, rev, ended, owned, attempted
 	info  SlaveInfo
 	value []byte
 	rev   uint64
 	ended bool
 	owned bool // the last write succeeded: we hold the key
+	// attempted is the value of the last write attempt: stored or not, its
+	// acknowledgement may have been lost.
+	attempted []byte
 
 	stop chan struct{}
 	done chan struct{}
@@ -349,7 +352,15 @@ func (r *Registration) heartbeat(onRestored func()) {
 func (r *Registration) writeLocked(ctx context.Context) (restored bool, err error) {
 	kv := r.p.kv
 	rev, err := kv.Update(ctx, r.id, r.value, r.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+	if isMismatch(err) {
+		// A write whose acknowledgement was lost (a timeout under load)
+		// may have been stored: if the key holds a value this
+		// registration wrote, it is still ours, at a newer revision.
+		if e, gerr := kv.Get(ctx, r.id); gerr == nil && r.wrote(e.Value()) {
+			rev, err = kv.Update(ctx, r.id, r.value, e.Revision())
+		}
+	}
+	if isMismatch(err) {
 		rev, err = kv.Create(ctx, r.id, r.value)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			r.owned = false
@@ -357,12 +368,23 @@ func (r *Registration) writeLocked(ctx context.Context) (restored bool, err erro
 		}
 		restored = err == nil
 	}
+	r.attempted = r.value
 	if err != nil {
 		return false, fmt.Errorf("bus: presence put %s: %w", r.id, err)
 	}
 	r.rev = rev
 	r.owned = true
 	return restored, nil
+}
+
+// wrote reports whether v is the current value or the value of the last
+// write whose outcome is unknown. r.mu must be held.
+func (r *Registration) wrote(v []byte) bool {
+	return string(v) == string(r.value) || (r.attempted != nil && string(v) == string(r.attempted))
+}
+
+func isMismatch(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 // end stops the heartbeat once and waits for it.

@@ -263,3 +263,44 @@ func TestRegisterFailureLeavesNoOrphan(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestHeartbeatAfterLostAck simulates a heartbeat stored by the server whose
+// acknowledgement was lost (a timeout under load): the key holds our value at
+// a revision the registration does not know. The next heartbeat must adopt
+// it, not report the ID as taken by another slave nor let the key expire.
+func TestHeartbeatAfterLostAck(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	_, js := connect(t, s)
+	p, err := bus.OpenPresence(ctx, js, bus.PresenceConfig{TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan error, 1)
+	reg, err := p.Register(ctx, bus.SlaveInfo{ID: "busy"}, bus.RegisterOptions{OnLost: func(err error) { lost <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reg.Deregister(ctx) }()
+	w, err := p.Watch(ctx, bus.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	e, err := p.KeyValue().Get(ctx, "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // "our" writes the registration never heard back from
+		if _, err := p.KeyValue().Put(ctx, "busy", e.Value()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case err := <-lost:
+		t.Fatalf("heartbeat reported the key lost: %v", err)
+	case <-time.After(2500 * time.Millisecond): // several heartbeats and past the TTL
+	}
+	noEvent(t, w, 500*time.Millisecond)
+}
