@@ -3,10 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -19,11 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/webrtc/v4"
 
-	"github.com/enslavism/enslavism/bus"
+	"github.com/enslavism/enslavism/internal/directsignal"
 	"github.com/enslavism/enslavism/slave"
 )
 
@@ -72,13 +66,13 @@ func BenchmarkConnectViaGateway(b *testing.B) {
 // signaling over a WebSocket to a minimal handler that answers with pion
 // itself (the slave package's transport settings), no gateway, no NATS.
 func BenchmarkConnectDirect(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(directSignaling))
+	srv := httptest.NewServer(directsignal.Handler(directsignal.API()))
 	defer srv.Close()
 	c, _, err := dial(b, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchConnect(b, c, "direct")
+	benchConnect(b, c, directsignal.SlaveID)
 	c.close()
 }
 
@@ -96,96 +90,6 @@ func waitForSlaveB(b *testing.B, c *wsClient, id string) {
 		}
 	}
 	b.Fatalf("slave %s never listed", id)
-}
-
-var directUpgrader = websocket.Upgrader{}
-
-// directAPI is what the slave package builds for Loopback with its default
-// transport: DTLS server without HelloVerify, SCTP SNAP, no interceptors.
-var directAPI = sync.OnceValue(func() *webrtc.API {
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
-	se.SetDTLSInsecureSkipHelloVerify(true)
-	se.EnableSctpSnap(true)
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(&webrtc.MediaEngine{}),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
-})
-
-// directSignaling is a minimal signaling server speaking the browser
-// protocol: it answers each offer with a pion peer connection of its own
-// and trickles candidates both ways over the WebSocket.
-func directSignaling(w http.ResponseWriter, r *http.Request) {
-	ws, err := directUpgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer ws.Close()
-	var wmu sync.Mutex
-	send := func(v any) {
-		wmu.Lock()
-		defer wmu.Unlock()
-		_ = ws.WriteJSON(v)
-	}
-	send(helloMsg{Type: TypeHello, Version: ProtocolVersion, Gateway: "direct", ICEServers: []ICEServer{}})
-	send(slavesMsg{Type: TypeSlaves, Slaves: []slaveJSON{{ID: "direct", UserData: json.RawMessage("null")}}})
-	pcs := map[string]*webrtc.PeerConnection{}
-	defer func() {
-		for _, pc := range pcs {
-			_ = pc.Close()
-		}
-	}()
-	for {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		m, err := decodeClientMessage(data)
-		if err != nil {
-			continue
-		}
-		switch m.Type {
-		case TypeOffer:
-			pc, err := directAPI().NewPeerConnection(webrtc.Configuration{})
-			if err != nil {
-				return
-			}
-			if old := pcs[m.Session]; old != nil {
-				_ = old.Close()
-			}
-			pcs[m.Session] = pc
-			negotiated, zero := true, uint16(0)
-			_, _ = pc.CreateDataChannel("enslavism", &webrtc.DataChannelInit{Negotiated: &negotiated, ID: &zero})
-			session := m.Session
-			pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-				var ci *bus.ICECandidate
-				if c != nil {
-					j := c.ToJSON()
-					ci = &bus.ICECandidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex, UsernameFragment: j.UsernameFragment}
-				}
-				send(iceMsg{Type: TypeICE, Session: session, Candidate: ci})
-			})
-			if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
-				return
-			}
-			answer, err := pc.CreateAnswer(nil)
-			if err == nil {
-				err = pc.SetLocalDescription(answer)
-			}
-			if err != nil {
-				return
-			}
-			send(answerMsg{Type: TypeAnswer, Session: session, SDP: answer.SDP})
-		case TypeICE:
-			if pc := pcs[m.Session]; pc != nil && m.Candidate != nil {
-				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate, SDPMid: m.Candidate.SDPMid,
-					SDPMLineIndex: m.Candidate.SDPMLineIndex, UsernameFragment: m.Candidate.UsernameFragment})
-			}
-		}
-	}
 }
 
 // idleClientsEnv is set in the helper process that holds the idle clients
