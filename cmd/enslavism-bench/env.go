@@ -79,6 +79,7 @@ func newEnv(ctx context.Context, log *slog.Logger) (e *env, err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/enslavism/", e.gw)
 	mux.HandleFunc("/bench.html", servePage)
+	mux.HandleFunc("/bench-original.html", serveOriginalPage)
 	if e.gwAddr, err = e.serve(mux); err != nil {
 		return e, err
 	}

@@ -8,6 +8,9 @@
 //   - chromium: the browser library's connect() in headless Chromium (when
 //     installed) through gateway + NATS vs a direct signaling page served
 //     by the bench itself;
+//   - original: the Node.js original (npm enslavism 0.9.0, bench/original,
+//     when Node.js and its node_modules are there) in the same Chromium
+//     with the same page, vs ours through gateway + NATS;
 //   - rtt: DataChannel echo round trip and throughput through the slave
 //     library vs raw pion;
 //   - presence: slave start → seen by a browser at 1, 100 (and 1000)
@@ -79,7 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enslavism-bench", flag.ContinueOnError)
 	short := fs.Bool("short", false, "a quick run (< 60 s) for regression checks by ratio")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
-	only := fs.String("only", "", "run one scenario: connect, chromium, rtt, presence or capacity")
+	only := fs.String("only", "", "run one scenario: connect, chromium, original, rtt, presence, capacity or netns (root: emulated 50 ms link)")
 	verbose := fs.Bool("v", false, "log what happens")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -103,9 +106,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}{
 		{"connect", benchConnect},
 		{"chromium", benchChromium},
+		{"original", benchOriginal},
 		{"rtt", benchRTT},
 		{"presence", benchPresence},
 		{"capacity", benchCapacity},
+		{"netns", benchNetns},
 	}
 	for _, s := range scenarios {
 		if *only != "" && *only != s.name {
