@@ -28,6 +28,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -82,6 +83,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enslavism-bench", flag.ContinueOnError)
 	short := fs.Bool("short", false, "a quick run (< 60 s) for regression checks by ratio")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
+	svgOut := fs.String("svg", "", "also draw the presence scaling curve (start → listed vs slaves) as SVG to `FILE`")
 	only := fs.String("only", "", "run one scenario: connect, chromium, original, rtt, presence, capacity or netns (root: emulated 50 ms link)")
 	verbose := fs.Bool("v", false, "log what happens")
 	if err := fs.Parse(args); err != nil {
@@ -124,6 +126,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		rep.Results = append(rep.Results, res...)
 	}
 	writeMarkdown(stdout, rep)
+	if *svgOut != "" {
+		ss := presenceSeries(rep.Results)
+		if ss == nil {
+			return errors.New("-svg: the presence scenario did not run")
+		}
+		f, err := os.Create(*svgOut)
+		if err != nil {
+			return err
+		}
+		writeSVG(f, "Slave start → listed at a browser, slaves starting at once", "slaves starting at once", "ms", ss)
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
