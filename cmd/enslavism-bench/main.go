@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	short := fs.Bool("short", false, "a quick run (< 60 s) for regression checks by ratio")
 	jsonOut := fs.String("json", "", "also write the results as JSON to `FILE`")
 	svgOut := fs.String("svg", "", "also draw the presence scaling curve (start → listed vs slaves) as SVG to `FILE`")
-	only := fs.String("only", "", "run one scenario: connect, chromium, original, rtt, presence, capacity or netns (root: emulated 50 ms link)")
+	only := fs.String("only", "", "run one scenario: connect, chromium, original, rtt, presence, capacity, netns (root: emulated 50 ms link) or netns-pick (root: pickSlave by ping over two emulated links)")
 	verbose := fs.Bool("v", false, "log what happens")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -113,6 +113,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		{"presence", benchPresence},
 		{"capacity", benchCapacity},
 		{"netns", benchNetns},
+		{"netns-pick", benchNetnsPick},
 	}
 	for _, s := range scenarios {
 		if *only != "" && *only != s.name {
