@@ -17,6 +17,7 @@ import (
 	"github.com/enslavism/enslavism/bus"
 	"github.com/enslavism/enslavism/embedded"
 	"github.com/enslavism/enslavism/gateway"
+	"github.com/enslavism/enslavism/internal/tcpproxy"
 	"github.com/enslavism/enslavism/slave"
 )
 
@@ -182,7 +183,7 @@ func TestClusterFaults(t *testing.T) {
 
 	// The echo slave reaches node 2 through a proxy we can cut, and only
 	// through it (no discovered servers).
-	proxy := newProxy(t, strings.TrimPrefix(urls[2], "nats://"))
+	proxy := tcpproxy.New(t, strings.TrimPrefix(urls[2], "nats://"))
 	ncS := connectNATS(t, []string{proxy.URL()}, nats.IgnoreDiscoveredServers())
 	echo := startSlave(t, ncS, slave.Config{ID: "echo-c", UserData: map[string]any{"players": 0}})
 	// A slave that never answers: its offers stay in flight.
@@ -324,7 +325,7 @@ func TestClusterFaults(t *testing.T) {
 		// A short flap: the connection is cut and comes back at once.
 		reconnects := ncS.Stats().Reconnects
 		start := time.Now()
-		proxy.cut(false)
+		proxy.Cut(false)
 		d := waitFor(t, 5*time.Second, "the slave's NATS reconnect", func() bool {
 			return ncS.Stats().Reconnects > reconnects && ncS.IsConnected()
 		})
@@ -344,7 +345,7 @@ func TestClusterFaults(t *testing.T) {
 		// A long outage: the key expires, the browser sees the slave leave,
 		// its DataChannels keep echoing; NATS comes back, presence is
 		// restored.
-		proxy.cut(true)
+		proxy.Cut(true)
 		d = waitFor(t, clusterTTL+2*time.Second, "the slave's expiry", func() bool { return !b.has("echo-c") })
 		t.Logf("long outage: the browser saw the slave leave %v after the cut (TTL %v, bound TTL+2s)", d.Round(time.Millisecond), clusterTTL)
 		for _, p := range []*peer{p1, p2} {
@@ -352,7 +353,7 @@ func TestClusterFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		proxy.setDown(false)
+		proxy.SetDown(false)
 		d = waitFor(t, 5*time.Second, "presence restored", func() bool { return b.has("echo-c") })
 		t.Logf("long outage: presence restored in the browser's list %v after NATS came back (bound 5s)", d.Round(time.Millisecond))
 		exactList(t, presence, b)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -407,92 +406,4 @@ func (p *peer) roundTrip(timeout time.Duration, msg string) error {
 			return fmt.Errorf("no echo of %q within %v", msg, timeout)
 		}
 	}
-}
-
-// tcpProxy forwards TCP connections to a target: cutting it closes every
-// forwarded connection (a network flap), and while it is down new
-// connections are closed at once.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newProxy(t testing.TB, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) URL() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *tcpProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(c, up)
-		go pipe(up, c)
-	}
-}
-
-// cut closes every forwarded connection; with down, new ones are refused
-// until setDown(false).
-func (p *tcpProxy) cut(down bool) {
-	p.mu.Lock()
-	p.down = down
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) setDown(down bool) {
-	p.mu.Lock()
-	p.down = down
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) close() {
-	_ = p.ln.Close()
-	p.cut(true)
-	p.wg.Wait()
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/enslavism/enslavism/bus"
+	"github.com/enslavism/enslavism/internal/tcpproxy"
 	"github.com/enslavism/enslavism/slave"
 	"github.com/enslavism/enslavism/slave/internal/testclient"
 )
@@ -351,89 +349,13 @@ func TestShutdown(t *testing.T) {
 	})
 }
 
-// proxy is a TCP proxy to a NATS server that the test can cut and restore.
-type proxy struct {
-	ln       net.Listener
-	upstream string
-	mu       sync.Mutex
-	cut      bool
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-}
-
-func newProxy(t *testing.T, upstream string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.setCut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) URL() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-		}
-		go pipe(c, up)
-		go pipe(up, c)
-	}
-}
-
-// setCut closes every proxied connection and refuses new ones (true), or
-// lets them through again (false).
-func (p *proxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 func TestReconnect(t *testing.T) {
 	const ttl = time.Second
 	srv := startServer(t)
 	nc := connect(t, srv)
 	w := watch(t, nc, ttl)
 	ctx := testCtx(t, 30*time.Second)
-	px := newProxy(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
+	px := tcpproxy.New(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
 	ncSlave, err := nats.Connect(px.URL(), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -443,12 +365,12 @@ func TestReconnect(t *testing.T) {
 	nextEvent(t, w, s.ID(), 5*time.Second)
 
 	// The link goes down for longer than the TTL: the slave is removed...
-	px.setCut(true)
+	px.Cut(true)
 	if ev, _ := nextEvent(t, w, s.ID(), 5*ttl); ev.Kind != bus.SlaveRemoved {
 		t.Fatalf("got %v, want removed", ev.Kind)
 	}
 	// ...and comes back when the link does, answering offers again.
-	px.setCut(false)
+	px.SetDown(false)
 	if ev, took := nextEvent(t, w, s.ID(), 10*time.Second); ev.Kind != bus.SlaveAdded {
 		t.Fatalf("got %v, want added", ev.Kind)
 	} else {
