@@ -113,6 +113,11 @@ func (c *Client) dataChannelHandler() func(*webrtc.DataChannel) {
 	return c.onDC
 }
 
+// Stopping returns the slave's [Slave.Stopping] channel, closed when
+// Shutdown or Close begins: a handler selects on it (besides its context) to
+// say goodbye and return, which lets Shutdown finish early.
+func (c *Client) Stopping() <-chan struct{} { return c.sess.s.Stopping() }
+
 // Close cancels the client's context with [ErrClientClosed], waits until the
 // messages sent on its channels have reached the browser (at most 1 s), and
 // closes its peer connection: the browser sees its channels close. It is

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,7 +305,6 @@ func TestShutdown(t *testing.T) {
 	})
 
 	t.Run("handlers that watch Stopping", func(t *testing.T) {
-		var sp atomic.Pointer[slave.Slave]
 		s := startSlave(t, nc, slave.Config{
 			Handler: slave.HandlerFunc(func(ctx context.Context, c *slave.Client) {
 				chs := make(chan *webrtc.DataChannel, 1)
@@ -319,13 +317,12 @@ func TestShutdown(t *testing.T) {
 					return
 				}
 				select {
-				case <-sp.Load().Stopping():
+				case <-c.Stopping():
 					_ = ch.SendText("bye")
 				case <-ctx.Done():
 				}
 			}),
 		})
-		sp.Store(s)
 		nextEvent(t, w, s.ID(), 5*time.Second)
 		p, err := testclient.Dial(ctx, nc, s.ID(), testclient.Options{})
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/enslavism/enslavism/slave"
@@ -48,10 +47,6 @@ type demoUserData struct {
 type room struct {
 	name string
 	log  *slog.Logger
-
-	// stopping is the slave's Stopping channel (set once it started):
-	// players are let go when the demo shuts down.
-	stopping atomic.Pointer[<-chan struct{}]
 
 	mu      sync.Mutex
 	players map[*slave.Client]*player
@@ -120,13 +115,9 @@ func (r *room) ServeClient(ctx context.Context, c *slave.Client) {
 			})
 		}
 	})
-	var stopping <-chan struct{}
-	if p := r.stopping.Load(); p != nil {
-		stopping = *p
-	}
 	select {
 	case <-ctx.Done():
-	case <-stopping:
+	case <-c.Stopping(): // the demo shuts down: let the player go
 		r.broadcastChat("", r.name+" is shutting down")
 	}
 }

@@ -247,7 +247,6 @@ func (a *app) startDemoSlave(ctx, bgCtx context.Context, i int, subjects bus.Sub
 	if err != nil {
 		return err
 	}
-	r.stopping.Store(new(s.Stopping()))
 	a.slaves = append(a.slaves, s)
 	a.bg.Add(1)
 	go func() {
